@@ -1,0 +1,1 @@
+"""Per-run report: figures, REPORT.md and summary.json."""
