@@ -66,6 +66,14 @@ def validate_config(cfg: DictConfig) -> None:
         integer=True,
     )
     _check(cfg, "seed", lambda v: v >= 0, ">= 0", integer=True)
+    _check(
+        cfg,
+        "threads",
+        lambda v: v >= 1,
+        ">= 1 (or null for torch's default)",
+        integer=True,
+        optional=True,
+    )
     _check(cfg, "data.val_fraction", lambda v: 0 < v < 1, "in (0, 1)")
     _check(cfg, "data.batch_size", lambda v: v >= 1, ">= 1", integer=True)
     batch_size = cfg.data.batch_size
