@@ -13,6 +13,7 @@ BIN := $(VENV)/bin
 PIP_CONSTRAINTS := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 
 .PHONY: install train test test-fast lint clean
+.PHONY: docker-build docker-build-gpu docker-train docker-train-gpu docker-test
 
 install: $(VENV)/.installed
 
@@ -34,6 +35,34 @@ test-fast: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Docker: the same install (constraints.txt) in an image; runs land in ./outputs on the host.
+#   make docker-train ARGS="-m prior=mixture,standard num_labeled=100,1000"
+#   make docker-train-gpu ARGS="trainer=gpu experiment=entropy_reward_100labels"
+#   make docker-test PYTEST_ARGS='-m "not slow"'    # the suite runs while the test image builds
+DOCKER ?= docker
+IMAGE ?= ssvae
+DOCKER_BUILD_ARGS ?=
+DOCKER_BUILD := $(DOCKER) build -f docker/Dockerfile $(DOCKER_BUILD_ARGS)
+DOCKER_RUN := $(DOCKER) run --rm --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/outputs:/app/outputs"
+
+docker-build:
+	$(DOCKER_BUILD) --target runtime -t $(IMAGE):cpu .
+
+# An empty TORCH_INDEX_URL leaves PyPI's default Linux torch wheel: the CUDA build.
+docker-build-gpu:
+	$(DOCKER_BUILD) --target runtime --build-arg TORCH_INDEX_URL= -t $(IMAGE):gpu .
+
+docker-train: docker-build
+	mkdir -p outputs
+	$(DOCKER_RUN) $(IMAGE):cpu $(ARGS)
+
+docker-train-gpu: docker-build-gpu
+	mkdir -p outputs
+	$(DOCKER_RUN) --gpus all --shm-size=2g $(IMAGE):gpu $(ARGS)
+
+docker-test:
+	$(DOCKER_BUILD) --target test --build-arg PYTEST_ADDOPTS='$(PYTEST_ARGS)' -t $(IMAGE):test .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

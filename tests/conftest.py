@@ -74,3 +74,25 @@ def train_tiny(run_script, tmp_path: Path):
         return run_script("train.py", *TINY, *overrides, run_dir=tmp_path / name, **kwargs)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(data_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Directory of one finished tiny run (1 epoch), shared by tests that only read it.
+
+    Tests that change files copy it first.
+    """
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    command = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        f"hydra.run.dir={run_dir}",
+        *TINY,
+        "trainer.max_epochs=1",
+    ]
+    environment = {**os.environ, "SSVAE_CACHE_DIR": str(data_cache)}
+    process = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=environment
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    return run_dir

@@ -66,39 +66,59 @@ def component_label_map(
     return torch.tensor(majority)
 
 
+def _accuracy_fields(
+    predicted: torch.Tensor, labels: torch.Tensor, labeled: torch.Tensor, hidden: torch.Tensor
+) -> dict[str, float | None]:
+    return {
+        "accuracy": metrics.accuracy(predicted, labels),
+        "accuracy_unlabeled": metrics.accuracy(predicted[hidden], labels[hidden]),
+        "accuracy_labeled": metrics.accuracy(predicted[labeled], labels[labeled]),
+    }
+
+
 def classification_summary(
     predictions: Predictions,
     labels: torch.Tensor,
     labeled: torch.Tensor,
     val: torch.Tensor,
     num_classes: int,
+    accuracy_source: str = "classifier_head",
 ) -> dict:
-    """Accuracy of the classifier head on the pool, its hidden part, its labelled part and val.
+    """Accuracy on the pool, its hidden part, its labelled part and val.
 
-    ``accuracy`` uses the classifier head. For the mixture prior,
-    ``accuracy_components`` classifies through argmax_c q(c|x), mapping each
-    component to a label estimated from the labelled samples only.
+    ``accuracy_source`` says what ``accuracy`` (and its ``_unlabeled``, ``_labeled``,
+    ``_val`` variants) classifies with: ``"classifier_head"`` or ``"components"``.
+    For the mixture prior, ``accuracy_components*`` always classify through
+    argmax_c q(c|x), mapping each component to a label estimated from the labelled
+    samples only; with ``"components"`` the head's figures move to ``accuracy_head*``.
     """
-    predicted = predictions.predicted_classes
+    head = predictions.predicted_classes
     hidden = torch.ones(len(labels), dtype=torch.bool)
     hidden[labeled] = False
-    summary = {
-        "accuracy": metrics.accuracy(predicted, labels),
-        "accuracy_unlabeled": metrics.accuracy(predicted[hidden], labels[hidden]),
-        "accuracy_labeled": metrics.accuracy(predicted[labeled], labels[labeled]),
-        "accuracy_val": metrics.accuracy(predicted[val], labels[val]),
-        "classification_loss": float(predictions.classification_loss.mean()),
-        "accuracy_source": "classifier_head",
-    }
+    through_components = None
     if predictions.responsibilities is not None and len(labeled) > 0:
         label_map = component_label_map(
             predictions.responsibilities[labeled], labels[labeled], num_classes
         )
         through_components = label_map[predictions.responsibilities.argmax(1)]
+    if accuracy_source == "components" and through_components is None:
+        raise ValueError("accuracy_source='components' needs a mixture prior and labelled samples")
+
+    predicted = through_components if accuracy_source == "components" else head
+    summary = {
+        **_accuracy_fields(predicted, labels, labeled, hidden),
+        "accuracy_val": metrics.accuracy(predicted[val], labels[val]),
+        "classification_loss": float(predictions.classification_loss.mean()),
+        "accuracy_source": accuracy_source,
+    }
+    if through_components is not None:
         summary["accuracy_components"] = metrics.accuracy(through_components, labels)
         summary["accuracy_components_unlabeled"] = metrics.accuracy(
             through_components[hidden], labels[hidden]
         )
+    if accuracy_source == "components":
+        summary["accuracy_head"] = metrics.accuracy(head, labels)
+        summary["accuracy_head_unlabeled"] = metrics.accuracy(head[hidden], labels[hidden])
     return summary
 
 
@@ -137,3 +157,45 @@ def structure_summary(
     assignments, source = cluster_assignments(predictions, num_classes)
     clustering = {**metrics.clustering_scores(assignments, labels), "clustering_source": source}
     return mixture, clustering
+
+
+def test_split_summary(
+    predictions: Predictions,
+    test_predictions: Predictions,
+    labels: torch.Tensor,
+    labeled: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int,
+    accuracy_source: str = "classifier_head",
+) -> tuple[dict, dict]:
+    """Test-split additions to the classification and clustering sections.
+
+    ``accuracy_test`` classifies as ``accuracy`` does (``accuracy_source``); the
+    component-to-label map comes from the *pool's* labelled samples, never from
+    test labels. Clustering scores on the test split carry a ``_test`` suffix.
+
+    Args:
+        predictions: Evaluation pass over the training pool.
+        test_predictions: Evaluation pass over the test split.
+        labels: True labels of the pool, (N,).
+        labeled: Positions of the labelled samples in the pool.
+        test_labels: True labels of the test split, (N_test,).
+        num_classes: Number of classes C.
+        accuracy_source: ``"classifier_head"`` or ``"components"``.
+    """
+    head = test_predictions.predicted_classes
+    classification = {"accuracy_test": metrics.accuracy(head, test_labels)}
+    if test_predictions.responsibilities is not None and len(labeled) > 0:
+        label_map = component_label_map(
+            predictions.responsibilities[labeled], labels[labeled], num_classes
+        )
+        through_components = label_map[test_predictions.responsibilities.argmax(1)]
+        classification["accuracy_components_test"] = metrics.accuracy(
+            through_components, test_labels
+        )
+        if accuracy_source == "components":
+            classification["accuracy_test"] = classification["accuracy_components_test"]
+            classification["accuracy_head_test"] = metrics.accuracy(head, test_labels)
+    assignments, _ = cluster_assignments(test_predictions, num_classes)
+    scores = metrics.clustering_scores(assignments, test_labels)
+    return classification, {f"{name}_test": value for name, value in scores.items()}

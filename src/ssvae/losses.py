@@ -12,6 +12,13 @@ The total objective (all terms averaged over the batch) is::
           + dirichlet_weight * R_dirichlet                 (mixture prior only)
           + usage_weight     * H(usage)                    (mixture prior only)
           + label_weight     * CE_labelled
+          + component_label_weight * CE_components         (mixture prior, K = C only)
+
+``kl_weight`` may be warmed up linearly over ``kl_warmup_epochs``. With
+``label_weight_scaling="unlabeled_ratio"`` both label weights are multiplied by the
+ratio of unlabelled to labelled training samples. CE_components
+supervises the responsibilities q(c|x) of labelled samples with their class, so
+that component c stands for class c (as q(y|x) does in Kingma et al.'s M2).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from ssvae.augment import AffineJitter
 
 #: Target value marking a sample whose label is hidden from the model.
 UNLABELED = -1
@@ -99,8 +108,33 @@ def labelled_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch
     return per_sample.sum() / labelled.sum().clamp_min(1)
 
 
+def consistency_loss(
+    clean_logits: torch.Tensor, jittered_logits: torch.Tensor, threshold: float = 0.0
+) -> torch.Tensor:
+    """Disagreement between predictions on x and on x', a jittered view of x, batch mean.
+
+    The clean prediction is the target and gets no gradient, so the term pulls the
+    jittered view towards it and never flattens both. With ``threshold == 0`` it is
+    KL(p(.|x) || p(.|x')) (as in the Pi-model); with ``threshold > 0`` it is the
+    cross-entropy of x' against the argmax of p(.|x) for the samples whose top
+    probability reaches ``threshold``, the others counting 0 (pseudo-labelling as in
+    FixMatch).
+    """
+    target = F.softmax(clean_logits.detach(), dim=-1)  # (B, C)
+    log_predicted = F.log_softmax(jittered_logits, dim=-1)
+    if threshold <= 0:
+        return F.kl_div(log_predicted, target, reduction="batchmean")
+    confidence, pseudo_labels = target.max(-1)
+    confident = (confidence >= threshold).to(log_predicted.dtype)
+    per_sample = F.nll_loss(log_predicted, pseudo_labels, reduction="none")
+    return (per_sample * confident).mean()
+
+
 def kl_c_anneal(epoch: int, anneal_epochs: int) -> float:
-    """Linear warm-up factor of the KL_c term: min(1, (epoch + 1) / anneal_epochs)."""
+    """Linear warm-up factor min(1, (epoch + 1) / anneal_epochs); 1 when anneal_epochs is 0.
+
+    Used for KL_c (``kl_c_anneal_epochs``) and for KL_z (``kl_warmup_epochs``).
+    """
     if anneal_epochs <= 0:
         return 1.0
     return min(1.0, (epoch + 1) / anneal_epochs)
@@ -119,6 +153,28 @@ class LossWeights:
     kl_c_anneal_epochs: int = 0
     dirichlet_alpha: float | None = None
     reconstruction: str = "bce"
+    kl_warmup_epochs: int = 0
+    component_label_weight: float = 0.0
+    label_weight_scaling: str = "constant"
+    unlabeled_ratio: float = 1.0
+    consistency_weight: float = 0.0
+    consistency_shift: float = 2.0
+    consistency_rotation: float = 10.0
+    consistency_scale: float = 0.1
+    consistency_threshold: float = 0.0
+
+    @property
+    def jitter(self) -> AffineJitter:
+        """Ranges of the random affine view used by the consistency term."""
+        return AffineJitter(
+            self.consistency_shift, self.consistency_rotation, self.consistency_scale
+        )
+
+    @property
+    def label_scale(self) -> float:
+        """Factor on both label terms: the unlabelled/labelled ratio of the training set
+        under ``label_weight_scaling="unlabeled_ratio"``, else 1."""
+        return self.unlabeled_ratio if self.label_weight_scaling == "unlabeled_ratio" else 1.0
 
 
 def objective(
@@ -150,11 +206,17 @@ def objective(
     ).mean()
     terms["kl_z"] = kl_gaussian(mu, logvar).mean()
     terms["classification_loss"] = labelled_cross_entropy(class_logits, targets)
+    kl_z_factor = weights.kl_weight * kl_c_anneal(epoch, weights.kl_warmup_epochs)
+    terms["kl_z_weighted"] = kl_z_factor * terms["kl_z"]
     total = (
         weights.recon_weight * terms["recon_loss"]
-        + weights.kl_weight * terms["kl_z"]
-        + weights.label_weight * terms["classification_loss"]
+        + terms["kl_z_weighted"]
+        + weights.label_weight * weights.label_scale * terms["classification_loss"]
     )
+    if component_logits is not None and weights.component_label_weight > 0:
+        terms["component_classification_loss"] = labelled_cross_entropy(component_logits, targets)
+        component_factor = weights.component_label_weight * weights.label_scale
+        total = total + component_factor * terms["component_classification_loss"]
 
     if responsibilities is not None and log_pi is not None:
         terms["kl_c"] = kl_categorical(log_responsibilities, log_pi).mean()

@@ -123,7 +123,8 @@ class MixtureVAE(nn.Module):
         embeddings = self.component_embeddings.unsqueeze(0).expand(batch, -1, -1)  # (B, K, d_e)
         return self.decoder(torch.cat([z_per_component, embeddings], dim=-1))  # (B, K, D)
 
-    def forward(self, x: torch.Tensor) -> VAEOutput:
+    def heads(self, x: torch.Tensor) -> VAEOutput:
+        """Encoder and classification heads only (no decoding): ``recon_logits`` is empty."""
         hidden = self.encoder(x)
         mu = self.mu_head(hidden)
         logvar = self.logvar_head(hidden).clamp(LOGVAR_MIN, LOGVAR_MAX)
@@ -133,7 +134,12 @@ class MixtureVAE(nn.Module):
             mu=mu,
             logvar=logvar,
             z=z,
-            recon_logits=self.decode(z),
+            recon_logits=z.new_empty(0),
             class_logits=self.classifier(z),
             component_logits=self.component_head(hidden) if self.is_mixture else None,
         )
+
+    def forward(self, x: torch.Tensor) -> VAEOutput:
+        output = self.heads(x)
+        output.recon_logits = self.decode(output.z)
+        return output

