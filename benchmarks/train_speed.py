@@ -14,7 +14,7 @@ K and larger pools (pools beyond the source's size tile its images)::
 
     python benchmarks/train_speed.py
     python benchmarks/train_speed.py --json speed.json
-    python benchmarks/train_speed.py --no-scaling trainer.enable_progress_bar=true
+    python benchmarks/train_speed.py --no-scaling threads=1
     python benchmarks/train_speed.py --device cuda
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -39,11 +40,14 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
 import ssvae.data.datamodule as datamodule_module
+from ssvae.config import ConfigError
 from ssvae.data.sources import ImageData
 from ssvae.losses import objective
+from ssvae.module import SemiSupervisedVAE
 from ssvae.pipeline import build_module, prepare_data, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +102,8 @@ def tiled_source(num_samples: int) -> Iterator[None]:
         repeats = -(-num_samples // len(data.train_labels))
         if repeats <= 1:
             return data
-        return ImageData(
+        return dataclasses.replace(
+            data,
             train_images=np.tile(data.train_images, (repeats, 1)),
             train_labels=np.tile(data.train_labels, repeats),
         )
@@ -128,28 +133,37 @@ def lightning_epochs(cfg: DictConfig) -> list[tuple[float, float]]:
     return json.loads(clock_path.read_text())
 
 
-def _step_terms(model: torch.nn.Module, weights, images, targets, epoch: int) -> dict:
+def _step_terms(module: SemiSupervisedVAE, images, targets, epoch: int) -> dict:
+    """The objective of one batch, as the LightningModule computes it, without Lightning."""
+    model = module.model
     output = model(images)
-    return objective(
+    terms = objective(
         images,
         targets,
         recon_logits=output.recon_logits,
         mu=output.mu,
         logvar=output.logvar,
         class_logits=output.class_logits,
-        weights=weights,
+        weights=module.loss_weights,
         epoch=epoch,
         component_logits=output.component_logits,
         log_pi=model.log_pi(),
     )
+    if model.training and module.loss_weights.consistency_weight > 0:
+        module._add_consistency(terms, images, output)
+    return terms
 
 
 def raw_epochs(cfg: DictConfig, device: torch.device) -> list[tuple[float, float]]:
     """(wall, cpu) seconds per epoch of a plain loop: same model, loss, optimiser, batches."""
     datamodule = prepare_data(cfg)
+    split = datamodule.split
     torch.manual_seed(cfg.seed)
-    module = build_module(cfg, datamodule.input_dim)
-    model, weights = module.model.to(device), module.loss_weights
+    module = build_module(
+        cfg,
+        datamodule.input_dim,
+        unlabeled_ratio=(len(split.train) - len(split.labeled)) / max(len(split.labeled), 1),
+    ).to(device)
     optimizer = module.configure_optimizers()
     images, targets = datamodule.images.to(device), datamodule.targets.to(device)
     train_batches = datamodule.train_dataloader().batch_sampler
@@ -160,20 +174,20 @@ def raw_epochs(cfg: DictConfig, device: torch.device) -> list[tuple[float, float
     for epoch in range(cfg.trainer.max_epochs):
         start = _clocks()
         train_batches.set_epoch(epoch)
-        model.train()
+        module.train()
         for indices in train_batches:
             index = torch.as_tensor(indices, device=device)
-            loss = _step_terms(model, weights, images[index], targets[index], epoch)["loss"]
+            loss = _step_terms(module, images[index], targets[index], epoch)["loss"]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                torch.nn.utils.clip_grad_norm_(module.parameters(), clip)
             optimizer.step()
-        model.eval()
+        module.eval()
         with torch.no_grad():
             for indices in val_batches:
                 index = torch.as_tensor(indices, device=device)
-                _step_terms(model, weights, images[index], targets[index], epoch)
+                _step_terms(module, images[index], targets[index], epoch)
         synchronize(device)
         durations.append(_elapsed(start, _clocks()))
     return durations
@@ -306,15 +320,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     device = torch.device(args.device)
 
-    result = measure(args.overrides, device, args.warmup, args.epochs, args.repeats)
-    result["peak_rss_mb"] = peak_rss_mb()
-    result["scaling"] = [] if args.no_scaling else scaling_rows(result, args, device)
+    try:
+        result = measure(args.overrides, device, args.warmup, args.epochs, args.repeats)
+        result["peak_rss_mb"] = peak_rss_mb()
+        result["scaling"] = [] if args.no_scaling else scaling_rows(result, args, device)
+    except (ConfigError, HydraException) as error:
+        sys.stderr.write(f"train_speed: invalid configuration: {error}\n")
+        return 2
     result.update(machine=machine(), overrides=args.overrides, device=args.device)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
     print(table(result))
-    print(f"peak RSS {result['peak_rss_mb']:.0f} MB (seed configuration, both paths)")
+    print(f"peak RSS {result['peak_rss_mb']:.0f} MB (main configuration, both paths)")
     return 0
 
 

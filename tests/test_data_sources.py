@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from idx_data import make_images
 from matplotlib import pyplot as plt
 from openml_cache import write_openml_cache
@@ -13,6 +14,7 @@ from ssvae.config import ConfigError, validate_config
 from ssvae.data import openml
 from ssvae.data.base import DataError
 from ssvae.data.sources import load_source, prepare_source
+from ssvae.evaluation import Predictions, evaluate_test_split
 from ssvae.report.figures import latent_scatter
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -174,3 +176,33 @@ def test_short_real_fashion_mnist_training(train_tiny):
     assert set(summary["mixture"]["component_majority_classes"]) <= set(FASHION_CLASSES)
     report = (result.run_dir / "REPORT.md").read_text()
     assert "| Component Majority Classes |" in report
+
+
+def predictions_for(classes: list[int], components: list[int]) -> Predictions:
+    """Predictions whose head says ``classes`` and whose q(c|x) is one-hot on ``components``."""
+    count = len(classes)
+    return Predictions(
+        mu=torch.zeros(count, 2),
+        class_probabilities=torch.nn.functional.one_hot(torch.tensor(classes), 3).float(),
+        responsibilities=torch.nn.functional.one_hot(torch.tensor(components), 4).float(),
+        classification_loss=torch.zeros(count),
+    )
+
+
+@pytest.mark.parametrize("source", ["classifier_head", "components"])
+def test_test_split_scores_use_pool_labels_for_the_component_map(source):
+    # Pool: components 0, 1, 2 hold labelled classes 2, 0, 1; component 3 is unused.
+    pool = predictions_for([0, 0, 0, 0], components=[0, 1, 2, 0])
+    pool_labels, labeled = torch.tensor([2, 0, 1, 2]), torch.tensor([0, 1, 2])
+    # Test: the head is right 2 of 4 times; the components map to the right class 3 of 4.
+    test = predictions_for([2, 1, 0, 0], components=[0, 1, 2, 2])
+    test_labels = torch.tensor([2, 0, 1, 0])
+    classification, clustering = evaluate_test_split(
+        pool, test, pool_labels, labeled, test_labels, 3, source
+    )
+    assert classification["accuracy_components_test"] == pytest.approx(0.75)
+    expected = 0.75 if source == "components" else 0.5
+    assert classification["accuracy_test"] == pytest.approx(expected)
+    assert ("accuracy_head_test" in classification) == (source == "components")
+    assert clustering["cluster_accuracy_test"] == pytest.approx(0.75)
+    assert set(clustering) == {"nmi_test", "ari_test", "cluster_accuracy_test"}

@@ -17,7 +17,12 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from ssvae.data.datamodule import EpochBatches
-from ssvae.distributed import per_process
+from ssvae.distributed import (
+    WORKER_CONFIG_ENV,
+    per_process,
+    relaunchable,
+    relaunched_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = (
@@ -96,6 +101,23 @@ def test_per_process_share_must_divide_evenly():
     assert per_process(128, 4, "data.batch_size") == 32
     with pytest.raises(ValueError, match=r"data.batch_size=10: must be divisible by the 3"):
         per_process(10, 3, "data.batch_size")
+
+
+def test_relaunched_ranks_read_the_run_config_only_during_its_fit(monkeypatch):
+    for key in (WORKER_CONFIG_ENV, "LOCAL_RANK", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    config = {"seed": 7, "paths": {"output_dir": "/runs/a"}}
+    with relaunchable(config):
+        assert relaunched_config() is None  # the launching process itself
+        # What Lightning's launcher sets here, and (LOCAL_RANK=1) for rank 1.
+        os.environ["MASTER_PORT"] = "12910"
+        os.environ["LOCAL_RANK"] = "1"
+        assert relaunched_config() == config
+        os.environ["LOCAL_RANK"] = "0"
+        assert relaunched_config() is None
+    # Restored: the next run of a sequential sweep launches its own ranks again.
+    assert WORKER_CONFIG_ENV not in os.environ
+    assert "LOCAL_RANK" not in os.environ and "MASTER_PORT" not in os.environ
 
 
 @pytest.mark.parametrize(

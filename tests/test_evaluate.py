@@ -13,10 +13,12 @@ from checkpoint_files import BAD_KINDS, EXPECTED_WORDS, assert_same_metrics, wri
 from ssvae.checkpoints import (
     CheckpointError,
     capture_rng,
+    check_compatible,
     hyperparameter_differences,
     load_checkpoint,
     restore_rng,
     resume_run_dir,
+    run_config,
 )
 
 FIGURES = (
@@ -47,7 +49,8 @@ def test_evaluate_reproduces_the_metrics_of_the_run(run_script, trained_run, tmp
     assert sorted(path.relative_to(trained_run) for path in trained_run.rglob("*")) == before
 
 
-@pytest.mark.parametrize("kind", BAD_KINDS)
+# Every kind goes through the loader below; here, two through the whole command.
+@pytest.mark.parametrize("kind", ["truncated", "unsafe"])
 def test_evaluate_refuses_a_bad_checkpoint(run_script, trained_run, tmp_path, kind):
     marker = tmp_path / "code-was-run"
     good = trained_run / "checkpoints" / "best.ckpt"
@@ -88,6 +91,18 @@ def test_loader_reads_a_training_checkpoint_with_its_run_config(trained_run):
     assert config["paths"]["output_dir"] == str(trained_run)
 
 
+def test_run_config_falls_back_to_the_run_directory(trained_run, tmp_path):
+    checkpoint = torch.load(trained_run / "checkpoints" / "last.ckpt", weights_only=True)
+    del checkpoint["callbacks"]["RunState"]
+    run_dir = tmp_path / "older-run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    path = run_dir / "checkpoints" / "last.ckpt"
+    with pytest.raises(CheckpointError, match="holds no run configuration"):
+        run_config(checkpoint, path)
+    shutil.copy(trained_run / "config.yaml", run_dir / "config.yaml")
+    assert run_config(checkpoint, path)["num_samples"] == 300
+
+
 def test_resume_directory_is_the_checkpoint_run_directory(trained_run, tmp_path):
     last = trained_run / "checkpoints" / "last.ckpt"
     assert resume_run_dir(str(last), "fresh") == str(trained_run)
@@ -113,3 +128,12 @@ def test_hyperparameter_differences_are_listed_by_dotted_key():
     saved = {"input_dim": 784, "model": {"hidden_dims": [32, 16], "latent_dim": 2}}
     current = {"input_dim": 784, "model": {"hidden_dims": [16], "latent_dim": 2}}
     assert hyperparameter_differences(saved, current) == {"model.hidden_dims": ([32, 16], [16])}
+
+
+def test_resume_refuses_another_architecture_but_accepts_newer_options(caplog):
+    checkpoint = {"hyper_parameters": {"input_dim": 784, "model": {"latent_dim": 2}}}
+    newer = {"input_dim": 784, "model": {"latent_dim": 2, "added_option": "x"}}
+    check_compatible(checkpoint, newer, "last.ckpt")
+    assert "model.added_option='x'" in caplog.text
+    with pytest.raises(CheckpointError, match=r"model.latent_dim=2, this run has 3"):
+        check_compatible(checkpoint, {"input_dim": 784, "model": {"latent_dim": 3}}, "last.ckpt")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from ssvae.augment import AffineJitter, image_side, random_affine
+from ssvae.config import ConfigError, validate_config
 from ssvae.evaluation import Predictions, classification_summary
 from ssvae.losses import UNLABELED, LossWeights, consistency_loss, objective
+from ssvae.models import MixtureVAE
 from ssvae.module import SemiSupervisedVAE
 
 NUM_CLASSES = 4
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_module(**loss: float) -> SemiSupervisedVAE:
@@ -27,7 +32,7 @@ def tiny_module(**loss: float) -> SemiSupervisedVAE:
 
 
 def labelled_batch() -> tuple[torch.Tensor, torch.Tensor]:
-    """32 random 4x4 images, half labelled (labels drawn at random, so only supervision fits them)."""
+    """32 random 4x4 images, half labelled with random labels only supervision can fit."""
     generator = torch.Generator().manual_seed(1)
     images = torch.rand(32, 16, generator=generator)
     targets = torch.randint(NUM_CLASSES, (32,), generator=generator)
@@ -171,6 +176,18 @@ def test_consistency_term_enters_the_training_loss_only():
     assert "consistency" not in val_terms
 
 
+def test_conv_encoder_replaces_the_mlp_encoder():
+    model = MixtureVAE(784, 10, latent_dim=8, hidden_dims=[64, 32], encoder_type="conv")
+    assert any(isinstance(layer, torch.nn.Conv2d) for layer in model.encoder)
+    output = model(torch.rand(5, 784))
+    assert output.mu.shape == (5, 8) and output.recon_logits.shape == (5, 10, 784)
+    # The decoder stays the mirrored MLP.
+    widths = [layer.out_features for layer in model.decoder if hasattr(layer, "out_features")]
+    assert widths == [32, 64, 784]
+    with pytest.raises(ValueError, match="square"):
+        MixtureVAE(780, 10, encoder_type="conv")
+
+
 def test_accuracy_through_components():
     """accuracy follows the components when asked; the head moves to accuracy_head."""
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
@@ -194,6 +211,8 @@ def test_options_reach_the_model_through_train_py(train_tiny):
         "loss.label_weight_scaling=unlabeled_ratio",
         "loss.kl_warmup_epochs=3",
         "loss.consistency_weight=1.0",
+        "loss.consistency_threshold=0.5",
+        "model.encoder_type=conv",
         "evaluation.accuracy_source=components",
     )
     assert result.returncode == 0, result.output
@@ -219,18 +238,40 @@ def test_options_reach_the_model_through_train_py(train_tiny):
     assert loss["unlabeled_ratio"] == pytest.approx(252 / 20)
 
 
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
 @pytest.mark.parametrize(
-    ("overrides", "key"),
+    ("overrides", "message"),
     [
-        (("loss.component_label_weight=1", "prior.num_components=5"), "component_label_weight"),
-        (("loss.component_label_weight=1", "prior=standard"), "component_label_weight"),
-        (("loss.label_weight_scaling=huge",), "loss.label_weight_scaling"),
-        (("evaluation.accuracy_source=components", "prior=standard"), "accuracy_source"),
-        (("loss.consistency_weight=-1",), "loss.consistency_weight"),
+        (
+            ["loss.component_label_weight=1", "prior.num_components=5"],
+            "loss.component_label_weight=1: supervising the components needs prior=mixture "
+            "with prior.num_components == data.num_classes (10)",
+        ),
+        (["loss.component_label_weight=1", "prior=standard"], "loss.component_label_weight=1"),
+        (["loss.label_weight_scaling=huge"], "loss.label_weight_scaling='huge': must be one of"),
+        (
+            ["evaluation.accuracy_source=components", "prior=standard"],
+            "evaluation.accuracy_source=components: needs prior=mixture",
+        ),
+        (["loss.consistency_weight=-1"], "loss.consistency_weight=-1: must be >= 0"),
+        (["loss.consistency_threshold=1.5"], "loss.consistency_threshold=1.5: must be in [0, 1)"),
+        (["loss.kl_warmup_epochs=-2"], "loss.kl_warmup_epochs=-2: must be >= 0"),
+        (["model.encoder_type=resnet"], "model.encoder_type='resnet': must be one of mlp, conv"),
     ],
 )
-def test_inconsistent_options_fail_before_training(train_tiny, overrides, key):
-    result = train_tiny(*overrides)
-    assert result.returncode != 0
-    assert key in result.output
+def test_inconsistent_options_name_the_key(overrides, message):
+    with pytest.raises(ConfigError) as raised:
+        validate_config(compose_config(overrides))
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_inconsistent_options_fail_before_training(train_tiny):
+    result = train_tiny("loss.component_label_weight=1", "prior.num_components=5")
+    assert result.returncode == 2
+    assert "loss.component_label_weight=1" in result.output
     assert not (result.run_dir / "checkpoints").exists()

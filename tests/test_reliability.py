@@ -227,9 +227,15 @@ def test_checkpoint_is_replaced_whole_or_not_at_all(tmp_path):
 
 
 def _results(summary: dict) -> dict:
-    training = {k: v for k, v in summary["training"].items() if k != "training_time_sec"}
-    sections = ("classification", "mixture", "clustering", "baselines")
-    return {"training": training, **{key: summary.get(key) for key in sections}}
+    """Every result of a summary, without wall-clock times (``*_sec``)."""
+
+    def untimed(value):
+        if isinstance(value, dict):
+            return {k: untimed(v) for k, v in value.items() if not k.endswith("_sec")}
+        return value
+
+    sections = ("training", "classification", "mixture", "clustering", "baselines")
+    return {key: untimed(summary.get(key)) for key in sections}
 
 
 @pytest.mark.slow
@@ -331,7 +337,6 @@ def test_every_numeric_key_rejects_strings_nan_and_infinity(default_config, key)
     [
         ("loss.kl_weight='0.5'", "loss.kl_weight='0.5': must be a number, got str"),
         ("loss.dirichlet_weight=nan", "loss.dirichlet_weight=nan: must be finite"),
-        ("loss.usage_weight=-inf", "loss.usage_weight=-inf: must be finite"),
         ("tags=foo", "tags='foo': must be a list"),
     ],
 )

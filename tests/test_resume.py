@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from checkpoint_files import BAD_KINDS, EXPECTED_WORDS, assert_same_metrics, write_bad_checkpoint
+from checkpoint_files import EXPECTED_WORDS, assert_same_metrics, write_bad_checkpoint
 from conftest import ROOT, TINY
 
 #: Deterministic on CPU: one thread, deterministic kernels; no scikit-learn baselines.
@@ -73,6 +73,10 @@ def test_resumed_run_matches_an_uninterrupted_run(train_tiny, data_cache, tmp_pa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert list(workdir.iterdir()) == []
     assert f"Report written to {crashed.run_dir / 'REPORT.md'}" in resumed.stdout
+    # Hydra's record of the original start is kept; the resumed part gets its own.
+    assert "ckpt_path" not in (crashed.run_dir / ".hydra" / "overrides.yaml").read_text()
+    (record,) = (crashed.run_dir / ".hydra").glob("resumed_*/overrides.yaml")
+    assert "ckpt_path" in record.read_text()
 
     expected, summary = full.summary(), crashed.summary()
     assert summary["status"] == "completed"
@@ -108,7 +112,7 @@ def copy_of(run_dir: Path, destination: Path) -> Path:
     return destination
 
 
-@pytest.mark.parametrize("kind", BAD_KINDS)
+@pytest.mark.parametrize("kind", ["missing", "corrupt", "truncated"])
 def test_bad_checkpoint_is_an_error_not_a_fresh_start(trained_run, data_cache, tmp_path, kind):
     run_dir = copy_of(trained_run, tmp_path / "run")
     marker = tmp_path / "code-was-run"

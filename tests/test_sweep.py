@@ -86,6 +86,8 @@ def test_two_by_two_sweep_reports_every_job(sweep_tiny):
     assert (sweep_dir / "sweep_comparison.png").stat().st_size > 1000
 
     report = (sweep_dir / "SWEEP_REPORT.md").read_text()
+    assert f"`python train.py -m hydra.sweep.dir={sweep_dir} " in report
+    assert "prior=mixture,standard num_labeled=10,20`" in report
     rows = table(report, "Job")
     assert [row["Job"] for row in rows] == [f"[{n}](<{n}/REPORT.md>)" for n in "0123"]
     baselines = list(next(iter(jobs.values())).get("baselines") or {})
@@ -172,7 +174,7 @@ def test_seed_groups_give_mean_and_std_of_the_jobs(sweep_tiny):
 
 
 @pytest.mark.slow
-def test_joblib_launcher_runs_jobs_in_parallel_processes(sweep_tiny):
+def test_joblib_launcher_runs_a_two_job_sweep(sweep_tiny):
     result = sweep_tiny(
         "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "threads=1",
         "num_labeled=10,20", "baselines.enabled=false",
@@ -235,9 +237,11 @@ def test_unfinished_jobs_are_listed_and_never_break_the_report(tmp_path, capsys)
     make_job(tmp_path, "3", ["lr=3", "seed=1"], {"status": "failed", "error": "Boom: x", "new": 1})
     (tmp_path / "not-a-job").mkdir()
 
+    write_sweep_report(tmp_path, wall_time_sec=12.5)  # as the launching process would
     assert main([str(tmp_path)]) == 1
     assert capsys.readouterr().out.strip().endswith(str(tmp_path / "SWEEP_REPORT.md"))
     report = (tmp_path / "SWEEP_REPORT.md").read_text()
+    assert "- **Sweep wall time:** 12.5 s" in report  # kept when the report is rewritten
     rows = table(report, "Job")
     assert [row["Job"] for row in rows] == ["0", "1", "2", "3", "10"]  # no REPORT.md: no link
     assert [row[STATUS] for row in rows] == [

@@ -1,5 +1,6 @@
 """One run through the real train.py: Hydra composition, Lightning Trainer, report files."""
 
+import csv
 import json
 
 import pytest
@@ -73,9 +74,18 @@ def test_train_writes_the_full_report(train_tiny, prior):
 
 
 def test_metrics_log_has_every_loss_term_for_train_and_val(train_tiny):
-    result = train_tiny()
+    result = train_tiny("trainer.log_every_n_steps=2")
     assert result.returncode == 0, result.output
-    header = (result.run_dir / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    with open(result.run_dir / "logs" / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    header = set(rows[0])
+
+    # Step values every log_every_n_steps optimiser steps; one mean per epoch for each stage.
+    steps = result.summary()["training"]["global_step"]
+    logged_steps = [int(row["step"]) for row in rows if row["train/loss_step"]]
+    assert logged_steps == list(range(1, steps, 2))
+    assert [row["epoch"] for row in rows if row["train/loss_epoch"]] == ["0", "1"]
+    assert [row["epoch"] for row in rows if row["val/loss"]] == ["0", "1"]
     for term in (
         "loss",
         "recon_loss",

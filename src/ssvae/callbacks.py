@@ -15,9 +15,9 @@ from pytorch_lightning.utilities import rank_zero_only
 from ssvae.baselines import BaselineOptions, run_baselines
 from ssvae.evaluation import (
     classification_summary,
+    evaluate_test_split,
     predict,
     structure_summary,
-    test_split_summary,
 )
 from ssvae.io import write_json, write_text
 from ssvae.report import figures
@@ -157,25 +157,29 @@ class RunReport(pl.Callback):
     def write_interrupted(self, signal_name: str | None) -> None:
         """Report of a run stopped by a signal, from its last completed epoch.
 
-        Metrics come from the best weights among the completed epochs, as for a completed
-        run; without a completed epoch (or if evaluation fails) the summary holds what is
-        known. ``interruption.resume_from`` names the checkpoint to resume from.
+        What is known is written at once, so a SIGKILL during the evaluation still leaves
+        an "interrupted" summary. Then, given a completed epoch, the metrics of the best
+        weights among the completed epochs are added, as for a completed run.
+        ``interruption.resume_from`` names the checkpoint to resume from.
         """
         trainer, module = self._trainer, self._module
-        summary = None
-        if trainer is not None and self.history.rows:
-            try:
-                self._restore_best(trainer, module)
-                summary = self.evaluate(trainer, module)
-            except Exception:
-                log.exception("could not evaluate the interrupted run; writing what is known")
-                self._predictions = None
-        if summary is None:
-            summary = self._partial_summary(trainer)
-        summary["status"] = "interrupted"
-        summary["interruption"] = {"signal": signal_name, "resume_from": self.last_checkpoint}
-        self.summary = summary
-        self.write(summary, trainer, module)
+        interruption = {"signal": signal_name, "resume_from": self.last_checkpoint}
+        self.summary = {
+            "status": "interrupted",
+            **self._partial_summary(trainer),
+            "interruption": interruption,
+        }
+        write_run_files(self.run_dir, self.summary, self.history.rows)
+        if trainer is None or not self.history.rows:
+            return
+        try:
+            self._restore_best(trainer, module)
+            summary = self.evaluate(trainer, module)
+        except Exception:
+            log.exception("could not evaluate the interrupted run; its summary has no metrics")
+            return
+        self.summary = {**summary, "status": "interrupted", "interruption": interruption}
+        self.write(self.summary, trainer, module)
 
     def _partial_summary(self, trainer: pl.Trainer | None) -> dict[str, Any]:
         training = (
@@ -245,7 +249,7 @@ class RunReport(pl.Callback):
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``accuracy_test`` and the ``*_test`` clustering scores on the dataset's test split."""
         test_predictions = predict(pl_module.model, datamodule.test_images, datamodule.test_labels)
-        return test_split_summary(
+        return evaluate_test_split(
             predictions,
             test_predictions,
             datamodule.evaluation_labels,

@@ -23,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
 log = logging.getLogger(__name__)
 
@@ -113,18 +114,24 @@ def check_compatible(checkpoint: Mapping, hparams: Mapping, path: str | Path) ->
     Raises:
         CheckpointError: The model the checkpoint was trained with differs from ``hparams``.
     """
-    differences = hyperparameter_differences(checkpoint.get("hyper_parameters") or {}, hparams)
+    saved = dict(checkpoint.get("hyper_parameters") or {})
+    differences = hyperparameter_differences(saved, hparams)
+    saved_keys = _flatten(saved)
+    # A key the checkpoint lacks is an option added since it was written: only a warning.
     fatal = {
         key: values
         for key, values in differences.items()
-        if key.split(".")[0] in ARCHITECTURE_KEYS
+        if key.split(".")[0] in ARCHITECTURE_KEYS and key in saved_keys
     }
     if fatal:
-        key, (saved, current) = next(iter(fatal.items()))
-        raise CheckpointError(
-            f"{path}: was trained with {key}={saved!r}, this run has {current!r}; "
-            "resume with the overrides of the original run"
+        listed = "; ".join(
+            f"{key}={saved!r}, this run has {current!r}" for key, (saved, current) in fatal.items()
         )
+        raise CheckpointError(
+            f"{path}: was trained with {listed}; resume with the overrides of the original run"
+        )
+    if rank_zero_only.rank != 0:
+        return  # every rank checks; one reports
     for key, (saved, current) in differences.items():
         log.warning(
             "resuming with %s=%r (the checkpoint was trained with %r)", key, current, saved

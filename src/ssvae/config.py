@@ -12,7 +12,7 @@ from collections.abc import Callable
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ssvae.data.split import LABEL_SAMPLING
-from ssvae.models import PRIOR_TYPES
+from ssvae.models import ENCODER_TYPES, PRIOR_TYPES
 
 RECONSTRUCTION_TYPES = ("bce", "mse")
 LABEL_WEIGHT_SCALINGS = ("constant", "unlabeled_ratio")
@@ -136,6 +136,7 @@ def validate_config(cfg: DictConfig) -> None:
     if not hidden or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
         raise ConfigError(f"model.hidden_dims={hidden}: must be a non-empty list of integers >= 1")
     _check(cfg, "model.classifier_dropout", lambda v: 0 <= v < 1, "in [0, 1)")
+    _choice(cfg, "model.encoder_type", ENCODER_TYPES)
 
     _choice(cfg, "loss.reconstruction", RECONSTRUCTION_TYPES)
     for key in NON_NEGATIVE_WEIGHTS:

@@ -84,8 +84,9 @@ def relaunched_config() -> DictConfig | None:
 def run_relaunched(cfg: DictConfig, train: Callable[[DictConfig], Path]) -> int:
     """Train ``cfg`` as a re-launched rank; returns the process exit status."""
     rank = os.environ.get("LOCAL_RANK")
+    # Rank zero reports progress; the others speak up only for warnings and errors.
     logging.basicConfig(
-        level=logging.INFO, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s"
+        level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s"
     )
     try:
         train(cfg)

@@ -159,7 +159,7 @@ def structure_summary(
     return mixture, clustering
 
 
-def test_split_summary(
+def evaluate_test_split(
     predictions: Predictions,
     test_predictions: Predictions,
     labels: torch.Tensor,

@@ -17,6 +17,7 @@ A classifier head predicts the class from z (mu at evaluation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +40,30 @@ def mlp(sizes: Sequence[int], dropout: float = 0.0) -> nn.Sequential:
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
+
+
+ENCODER_TYPES = ("mlp", "conv")
+
+
+def conv_encoder(input_dim: int, width: int) -> nn.Sequential:
+    """Two stride-2 3x3 convolutions (32, 64 channels) and a linear map to ``width``.
+
+    Takes flattened square images ``(B, D)`` and returns features ``(B, width)``.
+    """
+    side = math.isqrt(input_dim)
+    if side * side != input_dim:
+        raise ValueError(f"a conv encoder needs square images; {input_dim} pixels are not")
+    reduced = (side + 3) // 4  # two stride-2 convolutions with padding 1
+    return nn.Sequential(
+        nn.Unflatten(1, (1, side, side)),
+        nn.Conv2d(1, 32, kernel_size=3, stride=2, padding=1),  # (B, 32, side/2, side/2)
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),  # (B, 64, side/4, side/4)
+        nn.LeakyReLU(0.2),
+        nn.Flatten(),
+        nn.Linear(64 * reduced * reduced, width),
+        nn.LeakyReLU(0.2),
+    )
 
 
 @dataclass
@@ -65,6 +90,8 @@ class MixtureVAE(nn.Module):
         num_components: K, the number of mixture components (mixture prior only).
         embedding_dim: Size of each component embedding e_c; defaults to ``latent_dim``.
         classifier_dropout: Dropout inside the classifier head.
+        encoder_type: ``"mlp"`` (hidden_dims) or ``"conv"`` (:func:`conv_encoder` to
+            ``hidden_dims[-1]`` features, for square images); the decoder is an MLP either way.
     """
 
     def __init__(
@@ -77,18 +104,24 @@ class MixtureVAE(nn.Module):
         num_components: int = 10,
         embedding_dim: int | None = None,
         classifier_dropout: float = 0.2,
+        encoder_type: str = "mlp",
     ) -> None:
         super().__init__()
         if prior not in PRIOR_TYPES:
             raise ValueError(f"unknown prior {prior!r}; expected one of {PRIOR_TYPES}")
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"unknown encoder {encoder_type!r}; expected one of {ENCODER_TYPES}")
         self.prior = prior
         self.input_dim = input_dim
         self.latent_dim = latent_dim
         self.num_components = num_components if prior == "mixture" else 1
         hidden_dims = list(hidden_dims)
 
-        self.encoder = mlp([input_dim, *hidden_dims])
-        self.encoder.append(nn.LeakyReLU(0.2))
+        if encoder_type == "conv":
+            self.encoder = conv_encoder(input_dim, hidden_dims[-1])
+        else:
+            self.encoder = mlp([input_dim, *hidden_dims])
+            self.encoder.append(nn.LeakyReLU(0.2))
         self.mu_head = nn.Linear(hidden_dims[-1], latent_dim)
         self.logvar_head = nn.Linear(hidden_dims[-1], latent_dim)
 

@@ -25,11 +25,58 @@ def _parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def _fused_adamw_available(model: nn.Module) -> bool:
+    """Whether every parameter sits where torch has a fused AdamW kernel.
+
+    The fused step updates all parameters in one kernel: on a CPU it takes a third of
+    the time of the per-tensor loop, with the same result.
+    """
+    devices = {parameter.device.type for parameter in model.parameters()}
+    # CPU kernels exist from torch 2.4, CUDA ones from 2.0.
+    return devices == {"cuda"} or (devices == {"cpu"} and torch.__version__ >= "2.4")
+
+
+class TermSums:
+    """Per-stage running sums of the loss terms, weighted by batch size, on their device.
+
+    One stacked add per step replaces a ``self.log`` call per term and step, each of
+    which costs far more than the add on a CPU.
+    """
+
+    def __init__(self) -> None:
+        self._sums: dict[str, tuple[tuple[str, ...], torch.Tensor, int]] = {}
+
+    def reset(self, stage: str) -> None:
+        self._sums.pop(stage, None)
+
+    def has(self, stage: str) -> bool:
+        return stage in self._sums
+
+    def add(self, stage: str, terms: dict[str, torch.Tensor], batch_size: int) -> None:
+        """Add one batch's (scalar) terms, each times ``batch_size``."""
+        names = tuple(terms)
+        values = torch.stack([value.detach() for value in terms.values()]) * batch_size  # (T,)
+        if stage not in self._sums:
+            self._sums[stage] = (names, values, batch_size)
+            return
+        known, sums, count = self._sums[stage]
+        if names != known:
+            raise ValueError(f"{stage} terms changed within an epoch: {known} -> {names}")
+        self._sums[stage] = (names, sums + values, count + batch_size)
+
+    def means(self, stage: str) -> tuple[dict[str, torch.Tensor], int]:
+        """``({term: mean over the stage's samples so far}, number of samples)``."""
+        names, sums, count = self._sums[stage]
+        return dict(zip(names, sums / count)), count
+
+
 class SemiSupervisedVAE(pl.LightningModule):
     """Trains :class:`~ssvae.models.MixtureVAE` on batches of ``(images, targets)``.
 
-    Logs every loss term under ``train/<term>`` and ``val/<term>``, and keeps the
-    validation component usage of the current epoch in :attr:`val_usage` for the
+    Logs every loss term as ``train/<term>_step`` (every ``log_every_n_steps``
+    steps), ``train/<term>_epoch`` and ``val/<term>`` (sample-weighted epoch means,
+    accumulated on the device and logged once per epoch), and keeps the validation
+    component usage of the current epoch in :attr:`val_usage` for the
     mixture-evolution history.
 
     Args:
@@ -56,6 +103,7 @@ class SemiSupervisedVAE(pl.LightningModule):
         self.val_usage: torch.Tensor | None = None
         self._usage_sum: torch.Tensor | None = None
         self._usage_count = 0
+        self._term_sums = TermSums()
 
     def forward(self, images: torch.Tensor):
         return self.model(images)
@@ -77,13 +125,7 @@ class SemiSupervisedVAE(pl.LightningModule):
         )
         if stage == "train" and self.loss_weights.consistency_weight > 0:
             self._add_consistency(terms, images, output)
-        self.log_dict(
-            {f"{stage}/{name}": value.detach() for name, value in terms.items()},
-            on_step=stage == "train",
-            on_epoch=True,
-            sync_dist=True,
-            batch_size=len(images),
-        )
+        self._term_sums.add(stage, terms, len(images))
         return {"terms": terms, "output": output}
 
     def _add_consistency(self, terms: dict, images: torch.Tensor, output: VAEOutput) -> None:
@@ -103,10 +145,41 @@ class SemiSupervisedVAE(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
         """The loss to optimise, plus every term (detached) for the non-finite loss guard."""
         terms = self._shared_step(batch, "train")["terms"]
+        every_n_steps = self.trainer.log_every_n_steps
+        # The logger writes step values only every n steps; logging them on the other
+        # steps would cost a self.log call per term for nothing.
+        if every_n_steps and (self.global_step + 1) % every_n_steps == 0:
+            self.log_dict(
+                {f"train/{name}_step": value.detach() for name, value in terms.items()},
+                on_step=True,
+                on_epoch=False,
+                sync_dist=True,
+            )
+        # Logged here rather than in on_train_epoch_end, which runs after the callbacks'
+        # hook of the same name (TrainingHistory reads the epoch values there).
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self._log_epoch_means("train", suffix="_epoch")
         return {"loss": terms["loss"], "terms": {k: v.detach() for k, v in terms.items()}}
+
+    def on_train_epoch_start(self) -> None:
+        self._term_sums.reset("train")
+
+    def _log_epoch_means(self, stage: str, suffix: str = "") -> None:
+        """Log the epoch means of one stage's terms, exact over all data-parallel ranks."""
+        means, count = self._term_sums.means(stage)
+        # With batch_size=count, Lightning's cross-rank reduction is the sample-weighted
+        # mean of the ranks' means: the mean over every sample of the epoch.
+        self.log_dict(
+            {f"{stage}/{name}{suffix}": value for name, value in means.items()},
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=count,
+        )
 
     def on_validation_epoch_start(self) -> None:
         self._usage_sum, self._usage_count = None, 0
+        self._term_sums.reset("val")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         output = self._shared_step(batch, "val")["output"]
@@ -118,6 +191,8 @@ class SemiSupervisedVAE(pl.LightningModule):
             self._usage_count += len(batch[0])
 
     def on_validation_epoch_end(self) -> None:
+        if self._term_sums.has("val"):
+            self._log_epoch_means("val")
         if self._usage_sum is None:
             return
         count = torch.tensor(float(self._usage_count), device=self._usage_sum.device)
@@ -129,6 +204,7 @@ class SemiSupervisedVAE(pl.LightningModule):
         return torch.optim.AdamW(
             _parameter_groups(self.model, self.optimizer_options["weight_decay"]),
             lr=self.optimizer_options["lr"],
+            fused=_fused_adamw_available(self.model) or None,
         )
 
     def pi(self) -> torch.Tensor | None:

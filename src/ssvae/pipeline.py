@@ -146,12 +146,14 @@ def train(cfg: DictConfig) -> Path:
         try:
             return _train(cfg, run_dir, history, report)
         except BaseException as error:
-            if interruption.received or isinstance(error, KeyboardInterrupt):
-                report.write_interrupted(interruption.signal_name or "SIGINT")
-                raise SystemExit(interruption.exit_code) from error
             # A resumed run continues in its own directory: until its history is restored
-            # from the checkpoint, a failure must not replace the files already there.
+            # from the checkpoint, neither a failure nor an interrupt may replace the files
+            # already there.
             resumed_in_place = cfg.ckpt_path is not None and not history.rows
+            if interruption.received or isinstance(error, KeyboardInterrupt):
+                if not resumed_in_place:
+                    report.write_interrupted(interruption.signal_name or "SIGINT")
+                raise SystemExit(interruption.exit_code) from error
             if isinstance(error, Exception) and not resumed_in_place:
                 summary = failure_summary(experiment, error, history.rows, report.last_checkpoint)
                 _write_failure(run_dir, summary, history.rows)
@@ -215,10 +217,6 @@ def _write_failure(run_dir: Path, summary: dict[str, Any], history: list[dict]) 
 def _train(cfg: DictConfig, run_dir: Path, history: TrainingHistory, report: RunReport) -> Path:
     checkpoint = resume_checkpoint(cfg)
     datamodule = prepare_data(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if rank_zero_only.rank == 0:
-        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -226,6 +224,10 @@ def _train(cfg: DictConfig, run_dir: Path, history: TrainingHistory, report: Run
     ratio = (len(split.train) - len(split.labeled)) / max(len(split.labeled), 1)
     module = build_module(cfg, datamodule.input_dim, unlabeled_ratio=ratio)
     check_resumable(checkpoint, module, cfg.ckpt_path)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if rank_zero_only.rank == 0:
+        write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     callbacks = [instantiate(callback) for callback in cfg.callbacks.values()]
     loggers = [instantiate(logger) for logger in (cfg.logger or {}).values()]
     config = OmegaConf.to_container(cfg, resolve=True)

@@ -271,7 +271,7 @@ class Sweep:
     columns: list[Column]
     groups: list[SeedGroup]
     common: dict[str, str]
-    task_overrides: list[str] = field(default_factory=list)
+    command_overrides: list[str] = field(default_factory=list)
     wall_time_sec: float | None = None
 
     @property
@@ -280,13 +280,26 @@ class Sweep:
         return [job for job in self.jobs if not job.completed]
 
 
-def _task_overrides(sweep_dir: Path) -> list[str]:
-    # multirun.yaml is Hydra's record of the sweep's command line.
+def _command_overrides(sweep_dir: Path) -> list[str]:
+    """The sweep's command-line arguments after ``-m``, from Hydra's record in multirun.yaml."""
     try:
-        config = yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {}
-        return [str(item) for item in config["hydra"]["overrides"]["task"]]
-    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        overrides = (yaml.safe_load((sweep_dir / "multirun.yaml").read_text()) or {})["hydra"][
+            "overrides"
+        ]
+        arguments = [*overrides.get("hydra", []), *overrides.get("task", [])]
+    except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError):
         return []
+    # Hydra adds hydra.mode=MULTIRUN itself for -m.
+    return [str(argument) for argument in arguments if str(argument) != "hydra.mode=MULTIRUN"]
+
+
+def _previous_wall_time(sweep_dir: Path) -> float | None:
+    # Only the launching process measures the sweep; a rewritten report keeps its figure.
+    try:
+        value = json.loads((sweep_dir / "sweep_summary.json").read_text()).get("wall_time_sec")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
 
 
 def read_sweep(
@@ -302,8 +315,8 @@ def read_sweep(
         columns=[*HEADLINE_COLUMNS, *baseline_columns(jobs)],
         groups=seed_groups(jobs),
         common=common_overrides(jobs),
-        task_overrides=_task_overrides(sweep_dir),
-        wall_time_sec=wall_time_sec,
+        command_overrides=_command_overrides(sweep_dir),
+        wall_time_sec=_previous_wall_time(sweep_dir) if wall_time_sec is None else wall_time_sec,
     )
 
 
@@ -356,7 +369,7 @@ def write_sweep(sweep: Sweep) -> Sweep:
         {
             "sweep_dir": str(sweep.directory),
             "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "task_overrides": sweep.task_overrides,
+            "command_overrides": sweep.command_overrides,
             "common_overrides": sweep.common,
             "varying_keys": sweep.keys,
             "wall_time_sec": sweep.wall_time_sec,
@@ -379,7 +392,8 @@ def describe(sweep: Sweep) -> str:
     for job in sweep.jobs:
         counts[job.status] = counts.get(job.status, 0) + 1
     parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-    return f"{len(sweep.jobs)} jobs" + (f": {parts}" if parts else "")
+    noun = "job" if len(sweep.jobs) == 1 else "jobs"
+    return f"{len(sweep.jobs)} {noun}" + (f": {parts}" if parts else "")
 
 
 def is_multirun() -> bool:
@@ -422,6 +436,17 @@ def record_job_failure(run_dir: Path, error: BaseException) -> None:
         log.error("could not record the failure in %s: %s", run_dir, write_error)
 
 
+def _report_interrupted_sweep() -> None:
+    # Hydra will not reach on_multirun_end; best effort, the signal's exit must go on.
+    hydra_config = HydraConfig.get()
+    try:
+        sweep = write_sweep_report(hydra_config.sweep.dir, hydra_config.output_subdir)
+    except Exception:
+        log.exception("could not write the report of the interrupted sweep")
+        return
+    log.warning("sweep interrupted, %s; report in %s", describe(sweep), sweep.directory)
+
+
 @contextmanager
 def continue_sweep_on_failure() -> Iterator[None]:
     """In a multirun job, turn a failure into a recorded one so that the sweep goes on.
@@ -431,8 +456,8 @@ def continue_sweep_on_failure() -> Iterator[None]:
     failed job, and ``SystemExit`` ends the process. Here the failure is logged and kept
     in the job's ``summary.json``; :class:`SweepReportCallback` lists it and sets the exit
     status. An interrupted job (``status: interrupted``, e.g. SIGTERM) still stops the
-    sweep, since whoever sent the signal wants the whole sweep to stop. Outside a multirun
-    this does nothing.
+    sweep, since whoever sent the signal wants the whole sweep to stop, after writing the
+    sweep report of the jobs so far. Outside a multirun this does nothing.
     """
     if not is_multirun():
         yield
@@ -444,6 +469,7 @@ def continue_sweep_on_failure() -> Iterator[None]:
         if not stop.code:
             return
         if _recorded_status(run_dir) == "interrupted":
+            _report_interrupted_sweep()
             raise
         # sys.exit() inside an except block: the error it reports is the one being handled.
         record_job_failure(run_dir, stop.__context__ or stop)
@@ -501,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--output-subdir", default=".hydra", help="Hydra's per-job folder (hydra.output_subdir)"
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     if not args.sweep_dir.is_dir():
         log.error("sweep_dir %s: not a directory", args.sweep_dir)
         return 2

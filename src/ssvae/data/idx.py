@@ -94,7 +94,7 @@ def _check_images(images: np.ndarray, path: Path) -> np.ndarray:
     """Images as (N, D) uint8, refusing ranks below 2 and pixels outside [0, 255]."""
     if images.ndim < 2:
         raise DataError(f"{path}: images need at least 2 dimensions (N, ...), got {images.shape}")
-    if images.dtype != np.uint8:
+    if images.dtype != np.uint8 and images.size:
         finite = np.isfinite(images) if images.dtype.kind == "f" else True
         if not np.all(finite) or images.min() < 0 or images.max() > 255:
             raise DataError(

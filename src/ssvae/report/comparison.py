@@ -27,11 +27,11 @@ FIGURE_METRICS = ("accuracy_unlabeled", "nmi", "cluster_accuracy", "K_eff")
 
 COLUMN_NOTES = (
     "Wall time (s): seconds spent in training epochs (`training.training_time_sec`), "
-    "evaluation and figures excluded. Acc. unlabelled: classifier accuracy on the samples "
-    "whose label was hidden. Cluster acc.: accuracy of the best one-to-one map from "
-    "components to labels. K eff: exp(entropy of component usage). Final loss: training "
-    "loss of the last epoch. n/a: not reported by that job (e.g. K eff under the standard "
-    "prior)."
+    "evaluation and figures excluded. Acc. unlabelled: accuracy on the samples whose label "
+    "was hidden. Cluster acc.: accuracy of the best one-to-one map from clusters (mixture "
+    "components; k-means on the latent means under the standard prior) to labels. K eff: "
+    "exp(entropy of component usage). Final loss: training loss of the last epoch. n/a: "
+    "not reported by that job (e.g. K eff under the standard prior)."
 )
 BASELINE_NOTE = (
     "A baseline's acc. unl. is its accuracy on the same hidden labels, fitted on the same "
@@ -116,8 +116,8 @@ def _header(sweep: Sweep) -> list[str]:
     from ssvae.sweep import describe  # the sweep module imports this one lazily
 
     lines = ["# Sweep report", "", f"- **Sweep directory:** {escape(sweep.directory)}"]
-    if sweep.task_overrides:
-        command = " ".join(sweep.task_overrides).replace("`", "'")
+    if sweep.command_overrides:
+        command = " ".join(sweep.command_overrides).replace("`", "'")
         lines.append(f"- **Command:** `python train.py -m {command}`")
     lines.append(f"- **Jobs:** {escape(describe(sweep))}")
     if sweep.common:
