@@ -142,7 +142,7 @@ def test_report_shows_the_model_beside_the_baselines():
 
 
 def test_train_reports_baselines_on_the_runs_split(train_tiny, data_cache):
-    result = train_tiny("seed=5")
+    result = train_tiny("seed=5", "threads=1")
     assert result.returncode == 0, result.output
     summary = result.summary()
     assert set(summary["baselines"]) == set(baselines.BASELINE_NAMES)
@@ -162,7 +162,7 @@ def test_train_reports_baselines_on_the_runs_split(train_tiny, data_cache):
 
 
 def test_baselines_can_be_switched_off(train_tiny):
-    result = train_tiny("baselines.enabled=false")
+    result = train_tiny("baselines.enabled=false", "threads=1")
     assert result.returncode == 0, result.output
     assert result.summary()["baselines"] == {}
     assert "## Baselines" not in (result.run_dir / "REPORT.md").read_text()

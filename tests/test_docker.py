@@ -193,6 +193,30 @@ def test_build_context_holds_what_the_image_copies_and_nothing_local():
         assert not in_build_context(cache), cache
 
 
+#: Tracked but kept out of the image: git's own file, and the runs folder the image mounts.
+LOCAL_ONLY = {".gitignore", "outputs"}
+
+
+def copied_paths(stage: str | None = None) -> set[str]:
+    """Top-level names that the ``COPY`` instructions of ``stage`` (default: all) bring in."""
+    chosen = [stages()[stage]] if stage else list(stages().values())
+    sources = [args.split()[:-1] for steps in chosen for kw, args in steps if kw == "COPY"]
+    return {path.strip("/").split("/")[0] for paths in sources for path in paths}
+
+
+def test_every_tracked_file_and_entry_point_reaches_the_image():
+    assert {path.name for path in ROOT.glob("*.py")} <= copied_paths("runtime"), "entry points"
+
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout (as in the test image)")
+    listing = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for name in {line.split("/")[0] for line in listing.splitlines()} - LOCAL_ONLY:
+        assert in_build_context(name), f"{name} is tracked but .dockerignore leaves it out"
+        assert name in copied_paths(), f"{name} is tracked but docker/Dockerfile never copies it"
+
+
 def test_dockerfile_passes_hadolint():
     executable = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     executable = executable or shutil.which("hadolint")

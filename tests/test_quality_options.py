@@ -60,7 +60,16 @@ def fit(module: SemiSupervisedVAE, images, targets, steps: int = 150) -> None:
         optimizer.step()
 
 
-def test_component_supervision_moves_responsibilities_to_the_class():
+@pytest.fixture
+def one_thread():
+    """Tiny models step in microseconds; extra intra-op threads only wait on a busy CPU."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_component_supervision_moves_responsibilities_to_the_class(one_thread):
     images, targets = labelled_batch()
     supervised, unsupervised = tiny_module(component_label_weight=1.0), tiny_module()
     fit(supervised, images, targets)
@@ -207,6 +216,7 @@ def test_accuracy_through_components():
 
 def test_options_reach_the_model_through_train_py(train_tiny):
     result = train_tiny(
+        "threads=1",
         "loss.component_label_weight=1.0",
         "loss.label_weight_scaling=unlabeled_ratio",
         "loss.kl_warmup_epochs=3",

@@ -59,6 +59,9 @@ def training_section(
         "recon_loss": last.get("train/recon_loss"),
         "kl_z": last.get("train/kl_z"),
         "kl_c": last.get("train/kl_c"),
+        # Contributions to the loss (weight x term): what the seed report's KL rows show.
+        "kl_z_weighted": last.get("train/kl_z_weighted"),
+        "kl_c_weighted": last.get("train/kl_c_weighted"),
         "classification_loss": last.get("train/classification_loss"),
         "training_time_sec": history.wall_time_sec,
         "epochs_completed": len(history.rows),

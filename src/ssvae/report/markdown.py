@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 #: Row order of each summary section in the report table.
 SECTIONS: dict[str, tuple[str, ...]] = {
     "Training": (
-        "loss", "recon_loss", "kl_z", "kl_c", "training_time_sec", "epochs_completed",
-        "best_epoch", "best_val_loss", "stopped_early",
+        "loss", "recon_loss", "kl_z", "kl_c", "kl_z_weighted", "kl_c_weighted",
+        "training_time_sec", "epochs_completed", "best_epoch", "best_val_loss", "stopped_early",
     ),
     "Classification": (
         "accuracy", "accuracy_unlabeled", "accuracy_labeled", "accuracy_val", "accuracy_test",
