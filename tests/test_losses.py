@@ -145,6 +145,6 @@ def test_standard_prior_objective_has_no_mixture_terms(generator):
         torch.zeros(2, 2), torch.zeros(2, 2), torch.randn(2, 10, generator=generator),
         LossWeights(dirichlet_alpha=5.0), epoch=0,
     )  # fmt: skip
-    assert set(terms) == {"recon_loss", "kl_z", "classification_loss", "loss"}
+    assert set(terms) == {"recon_loss", "kl_z", "kl_z_weighted", "classification_loss", "loss"}
     assert terms["kl_z"].item() == 0.0
     torch.testing.assert_close(terms["loss"], terms["recon_loss"])
