@@ -158,6 +158,8 @@ def raw_epochs(cfg: DictConfig, device: torch.device) -> list[tuple[float, float
     """(wall, cpu) seconds per epoch of a plain loop: same model, loss, optimiser, batches."""
     datamodule = prepare_data(cfg)
     split = datamodule.split
+    if cfg.threads:  # as the pipeline does; the setting then holds for the whole process
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     module = build_module(
         cfg,
